@@ -55,7 +55,7 @@ def _peft_config(config: MoELoRAConfig, model: nn.Module, base_name: str | None)
 
         lora = LoraConfig(
             r=config.rank,
-            lora_alpha=config.alpha,
+            lora_alpha=config.alpha,  # type: ignore[arg-type]  # PEFT annotates int; it computes alpha / r
             lora_dropout=config.dropout,
             target_modules=sorted(set(config.target_modules)),
             fan_in_fan_out=fan_in_fan_out,
@@ -63,7 +63,7 @@ def _peft_config(config: MoELoRAConfig, model: nn.Module, base_name: str | None)
             base_model_name_or_path=base_name,
             task_type="CAUSAL_LM" if hasattr(model, "generate") else None,
         )
-        return lora.to_dict()  # type: ignore[no-any-return]  # PEFT's to_dict is untyped
+        return lora.to_dict()
     return {
         "peft_type": "MOE_LORA",
         "base_model_name_or_path": base_name,
@@ -76,7 +76,9 @@ def _peft_config(config: MoELoRAConfig, model: nn.Module, base_name: str | None)
     }
 
 
-def save_adapter(model: nn.Module, directory: str | os.PathLike[str], base_model_name: str | None = None) -> Path:
+def save_adapter(
+    model: nn.Module, directory: str | os.PathLike[str], base_model_name: str | None = None
+) -> Path:
     """Write the adapter of `model` to `directory` atomically; returns the directory."""
     config = adapter_config(model)
     target = Path(directory)
@@ -146,7 +148,9 @@ def load_adapter(base_model: nn.Module, directory: str | os.PathLike[str]) -> nn
         raise ValueError(f"{WEIGHTS_NAME}: missing {missing[:3]}, unexpected {unexpected[:3]}")
     for key, tensor in expected.items():
         if state[key].shape != tensor.shape:
-            raise ValueError(f"{key}: shape {tuple(state[key].shape)} does not fit the model ({tuple(tensor.shape)})")
+            raise ValueError(
+                f"{key}: shape {tuple(state[key].shape)} does not fit the model ({tuple(tensor.shape)})"
+            )
     for name, layer in moe_lora_layers(model):
         for attr, param in (("lora_A", layer.lora_A), ("lora_B", layer.lora_B)):
             tensor = state[f"{PREFIX}{name}.{attr}.weight"]

@@ -82,13 +82,17 @@ class MoELoRAConfig:
         if self.adapter_type == "lora":
             for name in ("num_experts", "top_k"):
                 if getattr(self, name) not in (None, 1):
-                    raise ValueError(f"{name}: a 'lora' adapter has exactly one expert, got {getattr(self, name)}")
+                    raise ValueError(
+                        f"{name}: a 'lora' adapter has exactly one expert, got {getattr(self, name)}"
+                    )
             if self.router_normalization != "topk":
                 raise ValueError("router_normalization: a 'lora' adapter has no router")
         self.num_experts = default_e if self.num_experts is None else self.num_experts
         _check_int("num_experts", self.num_experts, 1)
         if self.top_k is None:
-            self.top_k = self.num_experts if self.router_normalization == "dense" else min(default_k, self.num_experts)
+            self.top_k = (
+                self.num_experts if self.router_normalization == "dense" else min(default_k, self.num_experts)
+            )
         _check_int("top_k", self.top_k, 1)
         if self.top_k > self.num_experts:
             raise ValueError(f"top_k: {self.top_k} is larger than num_experts ({self.num_experts})")

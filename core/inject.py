@@ -40,7 +40,9 @@ def add_moe_lora(model: nn.Module, config: MoELoRAConfig) -> nn.Module:
         raise ValueError("model: already carries MoE-LoRA layers")
     targets = [n for n, _ in model.named_modules() if n and _matches(n, config.target_modules)]
     if not targets:
-        raise ValueError(f"target_modules: no module of {type(model).__name__} matches {config.target_modules}")
+        raise ValueError(
+            f"target_modules: no module of {type(model).__name__} matches {config.target_modules}"
+        )
     for name in targets:
         try:
             in_out_features(model.get_submodule(name))

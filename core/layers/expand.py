@@ -47,7 +47,7 @@ class GateRescaledExpand(torch.autograd.Function):
         ctx.scaling, ctx.p = scaling, p  # type: ignore[attr-defined]  # ctx carries plain attributes
 
     @staticmethod
-    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]  # torch types it loosely
+    def backward(ctx: Any, dy: Tensor) -> tuple[Tensor | None, ...]:
         h, g, b_cat = ctx.saved_tensors
         num_tokens, num_experts, rank = h.shape
         scaling, p = ctx.scaling, ctx.p

@@ -15,22 +15,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+from transformers.pytorch_utils import Conv1D  # GPT-2's projections: weight [d_in, d_out]
 
 from core.config import MoELoRAConfig
 from core.layers.expand import gate_rescaled_expand
 from core.routers import GATINGS, RoutingStats, load_balancing_loss, z_loss
-
-try:  # GPT-2 style models store their projections as Conv1D (weight [d_in, d_out]).
-    from transformers.pytorch_utils import Conv1D
-except ImportError:  # pragma: no cover - transformers is a dependency; keep core importable without it
-    Conv1D = None
 
 
 def in_out_features(base: nn.Module) -> tuple[int, int]:
     """(d_in, d_out) of an `nn.Linear` or a transformers `Conv1D`."""
     if isinstance(base, nn.Linear):
         return base.in_features, base.out_features
-    if Conv1D is not None and isinstance(base, Conv1D):
+    if isinstance(base, Conv1D):
         d_in, d_out = base.weight.shape
         return int(d_in), int(d_out)
     raise TypeError(f"MoE-LoRA wraps nn.Linear or Conv1D modules, got {type(base).__name__}")
@@ -73,13 +69,18 @@ class MoELoRALayer(nn.Module):
         self.router_normalization = config.router_normalization
         self.load_balancing_coef, self.z_loss_coef = config.load_balancing_coef, config.z_loss_coef
         weight = base_layer.weight
+        assert isinstance(weight, Tensor)
         # Adapter weights take the base weight's dtype: a bf16 model trains bf16 experts
         # (the optimizer does its linear algebra in float32 and casts back).
-        factory = {"dtype": weight.dtype, "device": weight.device}
-        self.lora_A = nn.Parameter(torch.empty(self.num_experts, self.rank, d_in, **factory))  # [E, r, d_in]
-        self.lora_B = nn.Parameter(torch.zeros(self.num_experts, d_out, self.rank, **factory))  # [E, d_out, r]
+        dtype, device = weight.dtype, weight.device
+        self.lora_A = nn.Parameter(torch.empty(self.num_experts, self.rank, d_in, dtype=dtype, device=device))
+        self.lora_B = nn.Parameter(
+            torch.zeros(self.num_experts, d_out, self.rank, dtype=dtype, device=device)
+        )
         self.router: nn.Linear | None = (
-            nn.Linear(d_in, self.num_experts, bias=False, **factory) if config.has_router else None
+            nn.Linear(d_in, self.num_experts, bias=False, dtype=dtype, device=device)
+            if config.has_router
+            else None
         )
         self.lora_dropout: nn.Module = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.routing_stats = RoutingStats(self.num_experts)

@@ -29,7 +29,7 @@ class MoEOptimizerMixin(Optimizer):
     """What `create_optimizer` adds to a torch optimizer: preconditioning, router clipping, statistics."""
 
     preconditioner: RiemannianPreconditioner | None
-    router_params: list[nn.Parameter]
+    router_params: list[torch.Tensor]
     router_max_grad_norm: float | None
     last_router_grad_norm: torch.Tensor | None
 
@@ -39,10 +39,12 @@ class MoEOptimizerMixin(Optimizer):
             # A closure re-runs backward inside step() and would overwrite the preconditioned grads.
             raise ValueError("closure: not supported with a preconditioned optimizer")
         if self.router_max_grad_norm is not None and self.router_params:
-            self.last_router_grad_norm = nn.utils.clip_grad_norm_(self.router_params, self.router_max_grad_norm)
+            self.last_router_grad_norm = nn.utils.clip_grad_norm_(
+                self.router_params, self.router_max_grad_norm
+            )
         if self.preconditioner is not None:
             self.preconditioner.step()
-        return super().step()  # type: ignore[no-any-return]  # torch types step() loosely
+        return super().step()
 
     def statistics(self) -> dict[str, Any]:
         """Per-step statistics for the metrics (reads device values: call at logging time)."""
@@ -110,14 +112,23 @@ def create_optimizer(
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer: expected one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     if preconditioner not in PRECONDITIONERS:
-        raise ValueError(f"preconditioner: expected one of {', '.join(PRECONDITIONERS)}, got {preconditioner!r}")
-    for name, value in (("lr", lr), ("router_lr", router_lr), ("damping", damping), ("weight_decay", weight_decay)):
+        raise ValueError(
+            f"preconditioner: expected one of {', '.join(PRECONDITIONERS)}, got {preconditioner!r}"
+        )
+    for name, value in (
+        ("lr", lr),
+        ("router_lr", router_lr),
+        ("damping", damping),
+        ("weight_decay", weight_decay),
+    ):
         if value is not None and not value >= 0:
             raise ValueError(f"{name}: must be >= 0, got {value}")
     if router_max_grad_norm is not None and not router_max_grad_norm > 0:
         raise ValueError(f"router_max_grad_norm: must be > 0, got {router_max_grad_norm}")
 
-    pairs, expert_params, router_params = [], [], []
+    pairs: list[ExpertPair] = []
+    expert_params: list[torch.Tensor] = []
+    router_params: list[torch.Tensor] = []
     for name, layer in moe_lora_layers(model):
         if layer.lora_A.requires_grad and layer.lora_B.requires_grad:
             pairs.append(ExpertPair(name, layer.lora_A, layer.lora_B))
@@ -137,7 +148,7 @@ def create_optimizer(
     ]
     groups = [g for g in groups if g["params"]]
     base, kwargs = _base_optimizer(optimizer, momentum, betas, eps, bias_correction)
-    opt = _wrapped(base)(groups, lr=lr, **kwargs)
+    opt = _wrapped(base)(groups, lr=lr, **kwargs)  # type: ignore[call-arg]  # the base class's signature
     opt.preconditioner = RiemannianPreconditioner(pairs, damping) if preconditioner == "riemannian" else None
     opt.router_params = router_params
     opt.router_max_grad_norm = router_max_grad_norm
@@ -153,4 +164,3 @@ def _base_optimizer(
     if bias_correction:
         return AdamW, {"betas": betas, "eps": eps}
     return AdamWNoBiasCorrection, {"betas": betas, "eps": eps}
-

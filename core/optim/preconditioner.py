@@ -92,15 +92,24 @@ class RiemannianPreconditioner:
         grams = torch.cat(grams_b + grams_a)  # [2*L*E, r, r]
         grams.diagonal(dim1=-2, dim2=-1).add_(self.damping)
         chol, info = torch.linalg.cholesky_ex(grams)  # info > 0: not positive definite
-        chol = chol.view(2, num_layers, num_experts, *chol.shape[-2:])  # [2, L, E, r, r]
+        # Solve against the identity on the [r, r] systems, then apply with batched GEMMs: LAPACK's
+        # triangular solves with a [r, d] right-hand side per expert are ~10x slower than bmm on CPU.
+        eye = torch.eye(grams.shape[-1], dtype=compute, device=grams.device).expand_as(grams)
+        inv = torch.cholesky_solve(eye, chol).view(
+            2, num_layers, num_experts, *grams.shape[-2:]
+        )  # [2, L, E, r, r]
         sums = grams.new_zeros(2, num_layers, num_experts)  # per-expert sums: a cheap finiteness probe
         for i, pair in enumerate(pairs):
             if pair.lora_A.grad is not None:
-                new_a = torch.cholesky_solve(pair.lora_A.grad.to(compute), chol[0, i])  # [E, r, d_in]
+                new_a = inv[0, i] @ pair.lora_A.grad.to(
+                    compute
+                )  # [E, r, d_in] = (B^T B + lambda I)^-1 grad_A
                 sums[0, i] = new_a.sum(dim=(1, 2))
                 pair.lora_A.grad.copy_(new_a)
             if pair.lora_B.grad is not None:
-                new_b = torch.cholesky_solve(pair.lora_B.grad.to(compute).mT, chol[1, i]).mT  # [E, d_out, r]
+                new_b = (
+                    pair.lora_B.grad.to(compute) @ inv[1, i]
+                )  # [E, d_out, r] = grad_B (A A^T + lambda I)^-1
                 sums[1, i] = new_b.sum(dim=(1, 2))
                 pair.lora_B.grad.copy_(new_b)
         failed = (info != 0).view(2, num_layers, num_experts)

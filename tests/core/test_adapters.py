@@ -27,12 +27,23 @@ def trained(make_llama, config: MoELoRAConfig):
 
 
 @pytest.mark.parametrize("adapter_type", ["moe_lora", "lora"])
-def test_save_then_load_on_a_fresh_base_reproduces_outputs_exactly(make_llama, tmp_path, adapter_type) -> None:
-    config = MoELoRAConfig(adapter_type=adapter_type, rank=2, gate_grad_exponent=0.0, load_balancing_coef=0.01,
-                           target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+def test_save_then_load_on_a_fresh_base_reproduces_outputs_exactly(
+    make_llama, tmp_path, adapter_type
+) -> None:
+    config = MoELoRAConfig(
+        adapter_type=adapter_type,
+        rank=2,
+        gate_grad_exponent=0.0,
+        load_balancing_coef=0.01,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+    )
     model = trained(make_llama, config)
     save_adapter(model, tmp_path / "adapter", base_model_name="tiny")
-    assert {p.name for p in (tmp_path / "adapter").iterdir()} == {CONFIG_NAME, WEIGHTS_NAME, MOETUNE_CONFIG_NAME}
+    assert {p.name for p in (tmp_path / "adapter").iterdir()} == {
+        CONFIG_NAME,
+        WEIGHTS_NAME,
+        MOETUNE_CONFIG_NAME,
+    }
     loaded = load_adapter(make_llama(), tmp_path / "adapter").eval()
     data = batch(seed=9)
     assert torch.equal(loaded(**data).logits, model(**data).logits)
@@ -53,7 +64,9 @@ def test_moe_tensors_keep_stacked_shapes(make_llama, tmp_path) -> None:
 
 
 def test_stock_peft_loads_a_plain_lora_adapter(make_llama, tmp_path) -> None:
-    model = trained(make_llama, MoELoRAConfig(adapter_type="lora", rank=2, target_modules=["q_proj", "v_proj"]))
+    model = trained(
+        make_llama, MoELoRAConfig(adapter_type="lora", rank=2, target_modules=["q_proj", "v_proj"])
+    )
     save_adapter(model, tmp_path / "lora")
     peft_model = PeftModel.from_pretrained(make_llama(), tmp_path / "lora").eval()
     data = batch(seed=4)

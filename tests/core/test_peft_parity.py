@@ -19,8 +19,12 @@ def peft_and_ours(make_llama, adapter_type: str):
     )
     ours = make_llama()
     kwargs = {"num_experts": 1, "top_k": 1} if adapter_type == "moe_lora" else {}
-    add_moe_lora(ours, MoELoRAConfig(adapter_type=adapter_type, rank=2, alpha=8, dropout=0.0,
-                                     target_modules=TARGETS, **kwargs))
+    add_moe_lora(
+        ours,
+        MoELoRAConfig(
+            adapter_type=adapter_type, rank=2, alpha=8, dropout=0.0, target_modules=TARGETS, **kwargs
+        ),
+    )
     gen = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name, layer in moe_lora_layers(ours):
@@ -55,8 +59,14 @@ def test_single_expert_matches_peft_riemannian_optimizer(make_llama, optimizer) 
     peft_model, ours = peft_and_ours(make_llama, "lora")
     damping = 1e-2
     opt_peft = create_riemannian_optimizer(peft_model, optimizer, lr=0.05, reg=damping)
-    opt_ours = create_optimizer(ours, "sgd" if optimizer is torch.optim.SGD else "adamw", "riemannian",
-                                lr=0.05, damping=damping, weight_decay=0.01 if optimizer is torch.optim.AdamW else 0.0)
+    opt_ours = create_optimizer(
+        ours,
+        "sgd" if optimizer is torch.optim.SGD else "adamw",
+        "riemannian",
+        lr=0.05,
+        damping=damping,
+        weight_decay=0.01 if optimizer is torch.optim.AdamW else 0.0,
+    )
     for step in range(3):
         data = batch(seed=step)
         for model, opt in ((peft_model, opt_peft), (ours, opt_ours)):
@@ -65,5 +75,9 @@ def test_single_expert_matches_peft_riemannian_optimizer(make_llama, optimizer) 
             opt.zero_grad()
     for name, layer in moe_lora_layers(ours):
         peft_layer = peft_model.base_model.model.get_submodule(name)
-        torch.testing.assert_close(layer.lora_A[0], peft_layer.lora_A["default"].weight, rtol=1e-9, atol=1e-12)
-        torch.testing.assert_close(layer.lora_B[0], peft_layer.lora_B["default"].weight, rtol=1e-9, atol=1e-12)
+        torch.testing.assert_close(
+            layer.lora_A[0], peft_layer.lora_A["default"].weight, rtol=1e-9, atol=1e-12
+        )
+        torch.testing.assert_close(
+            layer.lora_B[0], peft_layer.lora_B["default"].weight, rtol=1e-9, atol=1e-12
+        )

@@ -32,7 +32,9 @@ def inputs() -> tuple[torch.Tensor, torch.Tensor]:
     return x, w
 
 
-def token_grads(layer: MoELoRALayer, x: torch.Tensor, w: torch.Tensor, t: int) -> tuple[torch.Tensor, torch.Tensor]:
+def token_grads(
+    layer: MoELoRALayer, x: torch.Tensor, w: torch.Tensor, t: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradients of A and B from the loss of token t alone."""
     layer.zero_grad()
     (layer(x)[t] * w[t]).sum().backward()

@@ -24,7 +24,9 @@ def make_layer(p: float = 0.5, k: int = K, dropout: float = 0.0, seed: int = 0) 
     return layer
 
 
-def reference(layer: MoELoRALayer, x: torch.Tensor, p: float, x_expert: torch.Tensor | None = None) -> torch.Tensor:
+def reference(
+    layer: MoELoRALayer, x: torch.Tensor, p: float, x_expert: torch.Tensor | None = None
+) -> torch.Tensor:
     """Per-expert loop with the paper's detached-copy trick, generalised to g^p.
 
     The router sees x; the experts see `x_expert` (dropout(x)), x by default.
@@ -48,7 +50,12 @@ def grads(layer: MoELoRALayer, x: torch.Tensor, out: torch.Tensor, w: torch.Tens
     x.grad = None
     (out * w).sum().backward()
     assert layer.router is not None and x.grad is not None
-    return [layer.lora_A.grad.clone(), layer.lora_B.grad.clone(), layer.router.weight.grad.clone(), x.grad.clone()]
+    return [
+        layer.lora_A.grad.clone(),
+        layer.lora_B.grad.clone(),
+        layer.router.weight.grad.clone(),
+        x.grad.clone(),
+    ]
 
 
 @pytest.mark.parametrize("strategy", list(GATE_STRATEGIES))

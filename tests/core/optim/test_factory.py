@@ -65,8 +65,17 @@ def test_preconditioned_sgd_step_equals_the_formulas(make_llama) -> None:
 def test_preconditioned_adamw_step_equals_the_formulas(make_llama) -> None:
     model = prepared(make_llama)
     betas, eps = (0.9, 0.99), 1e-6
-    opt = create_optimizer(model, "adamw", "riemannian", lr=LR, router_lr=ROUTER_LR, damping=DAMPING,
-                           weight_decay=WD, betas=betas, eps=eps)
+    opt = create_optimizer(
+        model,
+        "adamw",
+        "riemannian",
+        lr=LR,
+        router_lr=ROUTER_LR,
+        damping=DAMPING,
+        weight_decay=WD,
+        betas=betas,
+        eps=eps,
+    )
     grads = backward(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     directions = preconditioned(model, grads)
@@ -85,8 +94,9 @@ def test_preconditioned_adamw_step_equals_the_formulas(make_llama) -> None:
 def test_adamw_without_bias_correction_uses_raw_moments(make_llama) -> None:
     model = prepared(make_llama)
     betas, eps = (0.9, 0.999), 1e-6
-    opt = create_optimizer(model, "adamw", "riemannian", lr=LR, damping=DAMPING, betas=betas, eps=eps,
-                           bias_correction=False)
+    opt = create_optimizer(
+        model, "adamw", "riemannian", lr=LR, damping=DAMPING, betas=betas, eps=eps, bias_correction=False
+    )
     grads = backward(model)
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
     directions = preconditioned(model, grads)
@@ -95,7 +105,9 @@ def test_adamw_without_bias_correction_uses_raw_moments(make_llama) -> None:
         if is_expert(name):
             d = directions[name]
             m, v = (1 - betas[0]) * d, (1 - betas[1]) * d * d
-            torch.testing.assert_close(param, before[name] - LR * m / (v.sqrt() + eps), rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(
+                param, before[name] - LR * m / (v.sqrt() + eps), rtol=1e-10, atol=1e-12
+            )
 
 
 def test_preconditioner_none_is_the_plain_optimizer(make_llama) -> None:

@@ -35,8 +35,12 @@ def hand_stats(model, data):
         x = captured[name].reshape(-1, layer.in_features)[mask]
         with torch.no_grad():
             _, p, g = layer.gates(x)
-        out[name] = ((g > 0).sum(0).double(), -(p * p.log()).sum(-1).mean(),
-                     -torch.special.xlogy(g, g).sum(-1).mean(), x.shape[0])
+        out[name] = (
+            (g > 0).sum(0).double(),
+            -(p * p.log()).sum(-1).mean(),
+            -torch.special.xlogy(g, g).sum(-1).mean(),
+            x.shape[0],
+        )
     return out
 
 
@@ -114,7 +118,9 @@ def test_load_balancing_and_z_loss_formulas() -> None:
     mask = torch.tensor([True] * 7 + [False] * 3)
     f = (g[mask] > 0).double().mean(0) / 2
     assert float(load_balancing_loss(p, g, mask)) == pytest.approx(float(E * (f * p[mask].mean(0)).sum()))
-    assert float(z_loss(logits, mask)) == pytest.approx(float(torch.logsumexp(logits[:7], -1).square().mean()))
+    assert float(z_loss(logits, mask)) == pytest.approx(
+        float(torch.logsumexp(logits[:7], -1).square().mean())
+    )
     uniform = torch.zeros(8, E, dtype=torch.float64)
     pu, gu = dense(uniform, E)
     assert float(load_balancing_loss(pu, gu, None)) == pytest.approx(1.0)
