@@ -16,11 +16,15 @@ h [T, E, r] (needed for dL/dB anyway) and the gates are saved: e_i is never mate
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
+
+# (h [T, E, r], g [T, E], b_cat [d_out, E*r], scaling, p) -> y [T, d_out]
+ExpandFn = Callable[[Tensor, Tensor, Tensor, float, float], Tensor]
 
 
 def gate_power(g: Tensor, p: float) -> Tensor:

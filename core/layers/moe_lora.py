@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from transformers.pytorch_utils import Conv1D  # GPT-2's projections: weight [d_in, d_out]
 
 from core.config import MoELoRAConfig
-from core.layers.expand import gate_rescaled_expand
+from core.layers.expand import ExpandFn, gate_rescaled_expand
 from core.routers import GATINGS, RoutingStats, load_balancing_loss, z_loss
 
 
@@ -83,6 +83,8 @@ class MoELoRALayer(nn.Module):
             else None
         )
         self.lora_dropout: nn.Module = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        # The expand GEMM and its backward; swappable (e.g. for plain autograd in the benchmarks).
+        self.expand: ExpandFn = gate_rescaled_expand
         self.routing_stats = RoutingStats(self.num_experts)
         self.track_routing = True
         self.mask_context: TokenMaskContext | None = None
@@ -124,7 +126,7 @@ class MoELoRALayer(nn.Module):
         h = self.lora_dropout(x2) @ self.lora_A.reshape(-1, self.in_features).T  # [T, E*r]
         h = h.view(-1, self.num_experts, self.rank)  # [T, E, r]
         b_cat = self.lora_B.permute(1, 0, 2).reshape(self.out_features, -1)  # [d_out, E*r]
-        y = gate_rescaled_expand(h, g, b_cat, self.scaling, self.gate_grad_exponent)  # [T, d_out]
+        y = self.expand(h, g, b_cat, self.scaling, self.gate_grad_exponent)  # [T, d_out]
         return result + y.view(*lead, self.out_features).to(result.dtype)
 
     def _observe(self, logits: Tensor, p: Tensor, g: Tensor, lead: torch.Size) -> None:
