@@ -39,7 +39,10 @@ _TRUTHY = {"1", "true", "yes", "on"}
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A base model ready for adapter injection, with its tokenizer and where it came from."""
+    """A base model ready for adapter injection, with its tokenizer and where it came from.
+
+    `name` is the built-in name or hub id as given, or the absolute path of a local directory.
+    """
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -116,7 +119,7 @@ def resolve_model(
         path = local.resolve()
         model, tokenizer = _load(path, want, dev, local_files_only=True)
         return _finish(model, tokenizer, str(path), path, dev)
-    if _HUB_ID.match(ref) and not ref.startswith((".", "~")):
+    if _HUB_ID.match(ref):
         model, tokenizer = _load_from_hub(ref, want, dev)
         return _finish(model, tokenizer, ref, _hub_snapshot_dir(ref), dev)
     known = ", ".join(sorted(BUILTIN_MODELS))
