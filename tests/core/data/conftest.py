@@ -7,59 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-DEFAULT_SYSTEM = "You are a tiny test model."
-
-# SmolLM2-Instruct's template, with a shorter default system prompt.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\\n" + DEFAULT_SYSTEM + "<|im_end|>\\n' }}"
-    "{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-
-# Writes the number of messages up front, so a prefix of the conversation renders differently from
-# the start of the whole one: not prefix-consistent, which forces the character-offset fallback.
-COUNTING_TEMPLATE = (
-    "{{ '<|im_start|>system\\nturns=' + (messages | length | string) + '<|im_end|>\\n' }}"
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
-
-CORPUS = [
-    "What is two plus two? The answer is four.",
-    "hello world, the quick brown fox jumps over the lazy dog",
-    "system user assistant Paris is the capital of France.",
-]
-
-
-def build_tokenizer(chat_template: str | None, eos_token: str = "<|im_end|>") -> PreTrainedTokenizerFast:
-    """Byte-level BPE: any text encodes, and decoding gives the text back exactly."""
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(CORPUS, trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        eos_token=eos_token,
-        bos_token="<|im_start|>",
-        chat_template=chat_template,
-        clean_up_tokenization_spaces=False,
-    )
+from tests.support import CHATML_TEMPLATE, COUNTING_TEMPLATE, build_tokenizer
 
 
 @pytest.fixture(scope="session")
