@@ -43,7 +43,7 @@ def test_two_gloo_processes_stay_in_sync_and_match_one_process(tiny_model_dir, t
         tiny_model_dir,
         hyperparameters={"max_steps": 4, "batch_size": 2, "gradient_accumulation_steps": 2},
         adapter={"dropout": 0.0},
-        optimizer={"type": "adamw"},
+        optimizer={"type": "sgd", "momentum": 0.9},
     )
     out = tmp_path / "ddp"
     mp.spawn(worker, args=(2, free_port(), doc, str(train_file), str(out)), nprocs=2, join=True)
@@ -55,7 +55,7 @@ def test_two_gloo_processes_stay_in_sync_and_match_one_process(tiny_model_dir, t
         tiny_model_dir,
         hyperparameters={"max_steps": 4, "batch_size": 4, "gradient_accumulation_steps": 2},
         adapter={"dropout": 0.0},
-        optimizer={"type": "adamw"},
+        optimizer={"type": "sgd", "momentum": 0.9},
     )
     single = train(
         JobSpec.from_dict(single_doc), train_file, tmp_path / "single", keep_model=True, device="cpu"
