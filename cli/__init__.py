@@ -1,0 +1,1 @@
+"""The `moetune` command line."""
