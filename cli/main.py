@@ -13,6 +13,7 @@ COMMANDS = {
     "eval": ("cli.evaluate", "evaluate an adapter on a validation file"),
     "generate": ("cli.generate", "generate with a base model and an optional adapter"),
     "models": ("cli.models", "prepare built-in base models (moetune models pull NAME)"),
+    "keys": ("cli.keys", "manage API keys (moetune keys create --tenant NAME)"),
 }
 
 

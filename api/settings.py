@@ -1,0 +1,35 @@
+"""The one settings class of the service (API, worker, CLI); each field reads `MOETUNE_<FIELD>`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 2**20
+
+
+class Settings(BaseSettings):
+    """Defaults give the embedded mode (SQLite files under `./.moetune`); production sets URLs.
+
+    Production: `MOETUNE_DATABASE_URL=postgresql+psycopg://user@host/db`,
+    `MOETUNE_BROKER_URL=redis://host:6379/0`, `MOETUNE_RESULT_BACKEND=redis://host:6379/1`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MOETUNE_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./.moetune/moetune.db"
+    broker_url: str = "sqla+sqlite:///./.moetune/broker.db"
+    result_backend: str = "db+sqlite:///./.moetune/results.db"
+    storage_dir: Path = Path("./.moetune/storage")
+    max_upload_bytes: int = Field(default=512 * MiB, gt=0)
+    max_request_bytes: int = Field(default=1 * MiB, gt=0, description="JSON request bodies")
+    base_models: list[str] = ["smollm2-135m-instruct"]
+    training_queue: str = "training"
+    training_task: str = "moetune.train"
+    lease_seconds: int = Field(default=300, gt=0, description="a worker renews its lease well within this")
+    max_attempts: int = Field(default=3, gt=0, description="a job whose lease expired this often fails")
+    auto_migrate: bool = Field(default=True, description="run Alembic at start-up (embedded mode)")
+    events_poll_seconds: float = Field(default=1.0, gt=0, description="SSE event streams poll this often")
+    broker_timeout_seconds: float = Field(default=2.0, gt=0)
