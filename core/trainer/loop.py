@@ -213,13 +213,17 @@ class _Run:
             pos.tokens_seen += tokens
             elapsed = time.perf_counter() - started
             step_time = elapsed if step_time is None else 0.9 * step_time + 0.1 * elapsed
-            metrics = {"train_loss": loss}
+            # One record per step at most: sinks key records by step (a resumed run replaces the tail).
+            record: dict[str, Any] = {}
             if pos.step % self.hp.log_every == 0 or pos.step == self.total_steps:
-                metrics = self._record(pos, loss, grad_norm, aux)
+                record = self._train_record(pos, loss, grad_norm, aux)
             if self.valid is not None and (
                 pos.step % self.hp.eval_every == 0 or pos.step == self.total_steps
             ):
-                metrics |= self._evaluate(pos)
+                record = {"step": pos.step, "epoch": self._epoch(pos), **record, **self._evaluate(pos)}
+            if record and self.dist.is_main:
+                self.sink.log(record)
+            metrics = {"train_loss": loss, **record}
             if pos.step % self.hp.checkpoint_every == 0 or pos.step == self.total_steps:
                 last_ckpt = self._checkpoint(pos, metrics)
             if progress is not None and self.dist.is_main:
@@ -291,7 +295,7 @@ class _Run:
             )
         return mean_loss, int(input_tokens), grad_norm, aux_values
 
-    def _record(
+    def _train_record(
         self, pos: Position, loss: float, grad_norm: torch.Tensor, aux: dict[str, torch.Tensor]
     ) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -306,8 +310,6 @@ class _Run:
         if self.spec.adapter.type == "moe_lora":
             record["routing"] = {name: snap.to_dict() for name, snap in routing_snapshot(self.model).items()}
         record["preconditioner"] = self.optimizer.statistics()
-        if self.dist.is_main:
-            self.sink.log(record)
         return record
 
     def _evaluate(self, pos: Position) -> dict[str, Any]:
@@ -325,7 +327,6 @@ class _Run:
                 self.device,
                 self.hp.batch_size,
             )
-        self.sink.log({"step": pos.step, "epoch": self._epoch(pos), **result})
         summary = {k: v for k, v in result.items() if not k.endswith("samples")}
         self._emit_event(
             "eval", f"step {pos.step}: " + ", ".join(f"{k}={v:.4f}" for k, v in summary.items()), summary
