@@ -33,3 +33,19 @@ class Settings(BaseSettings):
     auto_migrate: bool = Field(default=True, description="run Alembic at start-up (embedded mode)")
     events_poll_seconds: float = Field(default=1.0, gt=0, description="SSE event streams poll this often")
     broker_timeout_seconds: float = Field(default=2.0, gt=0)
+    heartbeat_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="a training worker renews its lease (and reads cancel requests) this often",
+    )
+    reaper_seconds: float = Field(
+        default=30.0, gt=0, description="the reaper requeues expired leases this often"
+    )
+    visibility_timeout_seconds: int = Field(
+        default=12 * 3600,
+        gt=0,
+        description="Redis redelivers an unacknowledged task after this; the lease decides who runs it",
+    )
+    model_cache_dir: Path | None = Field(
+        default=None, description="built-in base models (default ~/.cache/moetune)"
+    )

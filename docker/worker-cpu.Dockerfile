@@ -1,0 +1,15 @@
+# A CPU training worker (for development clusters without GPUs).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
+COPY pyproject.toml README.md ./
+COPY core core
+COPY api api
+COPY db db
+COPY worker worker
+COPY cli cli
+COPY migrations migrations
+COPY alembic.ini ./
+RUN pip install .
+CMD ["celery", "-A", "worker.celery_app:app", "worker", "-Q", "training,inference", "--concurrency", "1", "--prefetch-multiplier", "1", "-O", "fair"]

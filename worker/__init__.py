@@ -1,0 +1,1 @@
+"""Celery workers: training jobs (and, later, inference) on the machines that have the GPUs."""

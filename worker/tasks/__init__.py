@@ -1,0 +1,1 @@
+"""Celery tasks, registered by name (the API sends them without importing this package)."""
