@@ -14,6 +14,9 @@ COMMANDS = {
     "generate": ("cli.generate", "generate with a base model and an optional adapter"),
     "models": ("cli.models", "prepare built-in base models (moetune models pull NAME)"),
     "keys": ("cli.keys", "manage API keys (moetune keys create --tenant NAME)"),
+    "up": ("cli.service", "run the embedded service: the API and a worker, no servers to install"),
+    "worker": ("cli.worker", "run a Celery training worker"),
+    "db": ("cli.db", "database migrations (moetune db upgrade)"),
 }
 
 

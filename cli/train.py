@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
     def show(p: Progress) -> None:
         bar.total = p.total_steps
         bar.n = p.step
-        bar.set_postfix(loss=f"{p.loss:.4f}", tok_s=f"{p.tokens_per_second:.0f}", epoch=f"{p.epoch:.2f}")
+        bar.set_postfix(
+            loss=f"{p.loss:.4f}", tok_s=f"{p.tokens_per_second:.0f}", epoch=f"{p.epoch:.2f}", refresh=False
+        )
         bar.refresh()
 
     try:
