@@ -15,4 +15,4 @@ COPY migrations migrations
 COPY alembic.ini ./
 RUN pip install .
 EXPOSE 8000
-CMD ["sh", "-c", "moetune db upgrade && uvicorn api.main:app --factory --host 0.0.0.0 --port 8000 --proxy-headers"]
+CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

@@ -15,4 +15,4 @@ COPY cli cli
 COPY migrations migrations
 COPY alembic.ini ./
 RUN pip install .
-CMD ["celery", "-A", "worker.celery_app:app", "worker", "-Q", "training,inference", "--concurrency", "1", "--prefetch-multiplier", "1", "-O", "fair"]
+CMD ["moetune", "worker", "--queues", "training", "--pool", "prefork"]
