@@ -50,8 +50,12 @@ class Hyperparameters:
     eval_max_new_tokens: int = 16
 
     def validate(self) -> None:
-        _positive(self, "n_epochs", "max_steps", "batch_size", "gradient_accumulation_steps", "max_seq_length")
-        _positive(self, "eval_every", "checkpoint_every", "log_every", "eval_max_examples", "eval_max_new_tokens")
+        _positive(
+            self, "n_epochs", "max_steps", "batch_size", "gradient_accumulation_steps", "max_seq_length"
+        )
+        _positive(
+            self, "eval_every", "checkpoint_every", "log_every", "eval_max_examples", "eval_max_new_tokens"
+        )
         _in_range(self, "learning_rate", 0.0, None, low_open=True)
         _in_range(self, "warmup_ratio", 0.0, 1.0, high_open=True)
         _in_range(self, "min_lr_ratio", 0.0, 1.0)
@@ -238,7 +242,12 @@ def _positive(obj: object, *names: str) -> None:
 
 
 def _in_range(
-    obj: object, name: str, low: float | None, high: float | None, low_open: bool = False, high_open: bool = False
+    obj: object,
+    name: str,
+    low: float | None,
+    high: float | None,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> None:
     value = getattr(obj, name)
     if value is None:

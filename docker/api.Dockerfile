@@ -13,6 +13,7 @@ COPY worker worker
 COPY cli cli
 COPY migrations migrations
 COPY alembic.ini ./
-RUN pip install .
+# Editable: the code runs from /app, beside migrations/ (found by path from db/migrate.py).
+RUN pip install -e .
 EXPOSE 8000
 CMD ["uvicorn", "api.main:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]

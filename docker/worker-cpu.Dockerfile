@@ -11,5 +11,6 @@ COPY worker worker
 COPY cli cli
 COPY migrations migrations
 COPY alembic.ini ./
-RUN pip install .
+# Editable: the code runs from /app, beside migrations/ (found by path from db/migrate.py).
+RUN pip install -e .
 CMD ["moetune", "worker", "--queues", "training", "--pool", "prefork"]

@@ -57,7 +57,7 @@ def all_events(api, headers, job_id: str) -> list[dict[str, Any]]:
         after = f"&after={page['last_id']}"
 
 
-def job_state(api, headers, job_id: str):  # noqa: ANN202
+def job_state(api, headers, job_id: str):
     return lambda: api.get(f"/v1/fine_tuning/jobs/{job_id}", headers=headers).json()
 
 
