@@ -161,3 +161,14 @@ def test_plain_lora_trains_and_saves_a_peft_adapter(tiny_model_dir, data_files, 
     assert json.loads((result.adapter_dir / "adapter_config.json").read_text())["peft_type"] == "LORA"
     record = read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
     assert "routing" not in record and record["preconditioner"]["steps"] == 1
+
+
+def test_gradient_checkpointing_gives_the_same_adapter(tiny_model_dir, data_files, tmp_path) -> None:
+    adapters = []
+    for checkpointing in (False, True):
+        spec = JobSpec.from_dict(job(tiny_model_dir, hyperparameters={"max_steps": 3, "gradient_checkpointing": checkpointing},
+                                     adapter={"dropout": 0.0}))  # fmt: skip
+        result = train(spec, data_files[0], tmp_path / f"run-{checkpointing}")
+        adapters.append(adapter_tensors(result.adapter_dir))
+    for name, tensor in adapters[0].items():
+        torch.testing.assert_close(adapters[1][name], tensor, rtol=1e-5, atol=1e-7)
