@@ -58,7 +58,9 @@ def test_openapi_schema_types_every_route(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
 
     operations = [(path, method, op) for path, item in schema["paths"].items() for method, op in item.items()]
-    assert len(operations) == 15
+    routes = {(method, path) for path, method, _ in operations}
+    assert {("post", "/v1/files"), ("post", "/v1/fine_tuning/jobs"), ("get", "/v1/fine_tuning/jobs/{job_id}/metrics"),
+            ("get", "/v1/models"), ("get", "/v1/models/{model_id}")} <= routes, routes  # fmt: skip
     for path, method, op in operations:
         ok = op["responses"]["200"]["content"]
         assert ok, f"{method} {path} has no typed 200 response"
