@@ -10,6 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from api.errors import APIError
+from api.services.inference import InferenceClient
 from api.services.queue import TrainingQueue
 from api.services.storage import FileStorage
 from api.settings import Settings
@@ -37,7 +38,13 @@ def get_queue(request: Request) -> TrainingQueue:
     return queue
 
 
+def get_inference(request: Request) -> InferenceClient:
+    inference: InferenceClient = request.app.state.inference
+    return inference
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+InferenceDep = Annotated[InferenceClient, Depends(get_inference)]
 SessionDep = Annotated[Session, Depends(get_session)]
 StorageDep = Annotated[FileStorage, Depends(get_storage)]
 QueueDep = Annotated[TrainingQueue, Depends(get_queue)]

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.errors import install_error_handlers
 from api.routes import api_router, health
+from api.services.inference import InferenceClient
 from api.services.queue import TrainingQueue
 from api.services.storage import FileStorage
 from api.settings import Settings
@@ -23,12 +24,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
     queue = TrainingQueue.from_settings(settings)
+    inference = InferenceClient(settings)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if settings.auto_migrate:
             await run_in_threadpool(upgrade_database, settings.database_url)
         yield
+        await inference.close()
         queue.close()
         engine.dispose()
 
@@ -43,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.storage = FileStorage(settings.storage_dir)
     app.state.queue = queue
+    app.state.inference = inference
     app.state.telemetry = Telemetry(app.state.session_factory, queue)
 
     install_error_handlers(app)

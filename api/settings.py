@@ -49,3 +49,15 @@ class Settings(BaseSettings):
     model_cache_dir: Path | None = Field(
         default=None, description="built-in base models (default ~/.cache/moetune)"
     )
+    inference_url: str = Field(
+        default="http://127.0.0.1:8001",
+        description="the inference server (in production a load balancer in front of the GPU inference servers)",
+    )
+    inference_token: str | None = Field(
+        default=None, description="shared secret the API sends to the inference servers"
+    )
+    inference_timeout_seconds: float = Field(default=600.0, gt=0)
+    adapter_cache_bytes: int = Field(
+        default=2 * 1024**3, gt=0, description="adapter LRU budget per base model"
+    )
+    inference_max_batch_size: int = Field(default=16, gt=0)

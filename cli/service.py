@@ -1,4 +1,5 @@
-"""`moetune up` (the embedded service: API + worker in one command), `moetune worker`, `moetune db upgrade`.
+"""`moetune up` (the embedded service: API, training worker and inference server in one command),
+`moetune worker`, `moetune db upgrade`.
 
 Embedded mode needs no server: the database is a SQLite file and the Celery broker is Kombu's
 SQLAlchemy transport on another SQLite file (the defaults of `api.settings.Settings`, under
@@ -19,6 +20,7 @@ import time
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--inference-port", type=int, default=None, help="default: --port + 1")
     parser.add_argument("--no-worker", action="store_true", help="run the API only")
 
 
@@ -42,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
     settings = Settings()
     settings.storage_dir.mkdir(parents=True, exist_ok=True)
     upgrade_database(settings.database_url)
+    inference_port = args.inference_port or args.port + 1
+    env = dict(os.environ, MOETUNE_INFERENCE_URL=f"http://127.0.0.1:{inference_port}")
     api = [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory", "--host", args.host,
            "--port", str(args.port)]  # fmt: skip
-    processes = [subprocess.Popen(api)]
+    processes = [subprocess.Popen(api, env=env)]
     if not args.no_worker:
-        processes.append(subprocess.Popen(worker_command()))
+        inference = [sys.executable, "-m", "uvicorn", "worker.inference.server:create_inference_app", "--factory",
+                     "--host", "127.0.0.1", "--port", str(inference_port)]  # fmt: skip
+        processes += [subprocess.Popen(worker_command(), env=env), subprocess.Popen(inference, env=env)]
     print(f"moetune: API on http://{args.host}:{args.port}/v1 (database {settings.database_url})", flush=True)
     stopping = False
 

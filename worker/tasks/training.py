@@ -29,7 +29,7 @@ def worker_id() -> str:
 
 
 def job_dir(settings: Settings, job_id: str) -> Path:
-    return Path(settings.storage_dir) / "jobs" / job_id
+    return Path(settings.storage_dir).resolve() / "jobs" / job_id  # absolute: stored in the models table
 
 
 @app.task(name=TRAIN_TASK, acks_late=True, reject_on_worker_lost=True)
