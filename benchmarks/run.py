@@ -19,7 +19,7 @@ import torch
 
 from benchmarks.common import Row, format_table
 
-SUITES = ["core_layer", "core_optimizer", "core_memory", "train_throughput"]
+SUITES = ["core_layer", "core_optimizer", "core_memory", "train_throughput", "inference"]
 
 
 def main(argv: list[str] | None = None) -> int:
