@@ -51,7 +51,8 @@ def e2e_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 def settings_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     for name, value in settings.model_dump().items():
-        env[f"MOETUNE_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
+        if value is not None:
+            env[f"MOETUNE_{name.upper()}"] = json.dumps(value) if isinstance(value, list) else str(value)
     env["PYTHONPATH"] = str(ROOT)
     env["OMP_NUM_THREADS"] = "1"  # the test process computes too: keep the two off each other's cores
     return env
