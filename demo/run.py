@@ -90,11 +90,14 @@ def run_demo(url: str, moetune: list[str], env: dict[str, str], workdir: Path) -
     job = client.fine_tuning.jobs.create(model=BASE, training_file=training_file.id, suffix="octopus", seed=0,
                                          extra_body=JOB)  # fmt: skip
     print(f"== created {job.id}: MoE-LoRA E=8 k=2 r=4, AdamW + per-expert Riemannian, gate_rescaled")
-    started = time.monotonic()
+    started, shown = time.monotonic(), None
     while job.status not in ("succeeded", "failed", "cancelled"):
-        time.sleep(2)
+        time.sleep(1)
         job = client.fine_tuning.jobs.retrieve(job.id)
         progress = (job.model_extra or {}).get("progress") or {}
+        if (job.status, progress.get("step")) == shown:
+            continue  # print a line per step, not per poll
+        shown = (job.status, progress.get("step"))
         eta = progress.get("eta_seconds")
         print(
             f"   {job.status:>16}  step {progress.get('step') or 0:>3}/{progress.get('total_steps') or '?'}"
@@ -104,6 +107,7 @@ def run_demo(url: str, moetune: list[str], env: dict[str, str], workdir: Path) -
     if job.status != "succeeded":
         print(f"== the job ended {job.status}: {job.error}")
         return 1
+    assert job.fine_tuned_model is not None  # set on success
     print(f"== {job.fine_tuned_model} is ready ({job.trained_tokens} tokens trained)\n")
     for question in QUESTIONS:
         for model in (job.fine_tuned_model, BASE):
