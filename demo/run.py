@@ -121,8 +121,9 @@ def run_demo(url: str, moetune: list[str], env: dict[str, str], workdir: Path) -
     losses = [v for v in series["train_loss"] if v is not None]
     print("== job metrics")
     print(f"   train loss: first {losses[0]:.3f}, last {losses[-1]:.3f} over {len(losses)} steps")
-    if series.get("valid_loss"):
-        print(f"   valid loss at checkpoints: {[round(v, 3) for v in series['valid_loss'] if v is not None]}")
+    valid = [round(v, 3) for v in series.get("valid_loss") or [] if v is not None]
+    if valid:
+        print(f"   valid loss at evaluations: {valid}")
     routing = series.get("routing") or {}
     if routing:
         name, layer = next(iter(routing.items()))
