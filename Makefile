@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format bench clean
+.PHONY: install demo test lint format bench replicate replicate-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+# The strategy comparison of issue 6 on this CPU (~70 min on an idle 2-core machine).
+replicate: $(STAMP)
+	$(BIN)/python -m benchmarks.replicate.run --profile cpu --output-dir runs/replicate-cpu --publish
+
+replicate-smoke: $(STAMP)
+	$(BIN)/python -m benchmarks.replicate.run --profile cpu --output-dir runs/replicate-smoke --smoke
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,6 +17,7 @@ COMMANDS = {
     "up": ("cli.service", "run the embedded service: the API and a worker, no servers to install"),
     "worker": ("cli.worker", "run a Celery training worker"),
     "db": ("cli.db", "database migrations (moetune db upgrade)"),
+    "compare": ("cli.compare", "train job variants over seeds on the same data and report"),
 }
 
 
