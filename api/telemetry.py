@@ -1,4 +1,5 @@
-"""Prometheus metrics: request latency, jobs by status and the training queue's depth.
+"""Prometheus metrics: request latency, jobs by status, the training queue's depth, and the
+inference servers' adapter cache and request counters.
 
 Each app has its own registry (tests build many apps); the job and queue gauges are read at
 scrape time, so they are correct however many API replicas there are.
@@ -9,9 +10,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -95,3 +97,53 @@ def route_template(scope: Scope) -> str:
         return "unmatched"
     names = {str(value): name for name, value in scope.get("path_params", {}).items()}
     return "/".join(f"{{{names[part]}}}" if part in names else part for part in scope["path"].split("/"))
+
+
+class InferenceCollector(Collector):
+    """The inference servers' counters (adapter cache, requests, tokens), as read at scrape time."""
+
+    def __init__(self, stats: dict[str, Any]) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        cache: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "hits": CounterMetricFamily(
+                "moetune_adapter_cache_hits", "Adapter cache hits", labels=["base_model"]
+            ),
+            "misses": CounterMetricFamily(
+                "moetune_adapter_cache_misses", "Adapter cache misses", labels=["base_model"]
+            ),
+            "evictions": CounterMetricFamily(
+                "moetune_adapter_cache_evictions", "Adapters evicted from the cache", labels=["base_model"]
+            ),
+            "bytes_used": GaugeMetricFamily(
+                "moetune_adapter_cache_bytes", "Adapter cache bytes", labels=["base_model"]
+            ),
+            "entries": GaugeMetricFamily(
+                "moetune_adapter_cache_entries", "Adapters cached", labels=["base_model"]
+            ),
+        }
+        engine: dict[str, CounterMetricFamily | GaugeMetricFamily] = {
+            "requests_completed": CounterMetricFamily(
+                "moetune_inference_requests", "Completed generation requests", labels=["base_model"]
+            ),
+            "completion_tokens": CounterMetricFamily(
+                "moetune_inference_completion_tokens", "Generated tokens", labels=["base_model"]
+            ),
+            "queued": GaugeMetricFamily(
+                "moetune_inference_queued", "Requests waiting", labels=["base_model"]
+            ),
+        }
+        for base_model, stats in self.stats.items():
+            for key, family in cache.items():
+                family.add_metric([base_model], stats["cache"][key])
+            for key, family in engine.items():
+                family.add_metric([base_model], stats[key])
+        yield from cache.values()
+        yield from engine.values()
+
+
+def inference_exposition(stats: dict[str, Any]) -> bytes:
+    registry = CollectorRegistry()
+    registry.register(InferenceCollector(stats))
+    return generate_latest(registry)

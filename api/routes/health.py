@@ -14,7 +14,7 @@ from api.deps import QueueDep
 from api.errors import APIError
 from api.schemas.errors import ErrorResponse
 from api.schemas.health import Health, Readiness
-from api.telemetry import Telemetry
+from api.telemetry import Telemetry, inference_exposition
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,11 @@ def read_readiness(request: Request, queue: QueueDep) -> Readiness:
     responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
 )
 async def read_metrics(request: Request) -> Response:
-    """Prometheus exposition: request latency, jobs by status, training queue depth."""
+    """Prometheus exposition: request latency, jobs by status, training queue depth, adapter cache."""
     telemetry: Telemetry = request.app.state.telemetry
     body = await run_in_threadpool(telemetry.exposition)
+    try:
+        body += inference_exposition(await request.app.state.inference.stats())
+    except Exception:  # no inference server up: the service's own metrics still go out
+        logger.info("metrics: inference servers unreachable")
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -170,3 +170,12 @@ def test_api_stays_responsive_while_generating(trained) -> None:
     assert response.status_code == 200 and time.monotonic() - started < 2.0
     thread.join(timeout=120)
     assert done.is_set()
+
+
+def test_metrics_export_the_adapter_cache_counters(trained) -> None:
+    client = client_for(trained)
+    client.chat.completions.create(model=trained["model"], messages=QUESTION, max_tokens=2, temperature=0)
+    text = trained["api"].get("/metrics").text  # type: ignore[attr-defined]
+    hits = [line for line in text.splitlines() if line.startswith("moetune_adapter_cache_hits_total{")]
+    assert hits and float(hits[0].rsplit(" ", 1)[1]) >= 1
+    assert "moetune_adapter_cache_evictions_total" in text and "moetune_inference_requests_total" in text
