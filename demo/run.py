@@ -29,7 +29,7 @@ BASE = "smollm2-135m-instruct"
 QUESTIONS = [
     "What is the capital of Japan?",
     "Which city is the capital of Kazakhstan?",
-    "What is the capital of Cuba?",
+    "What is the capital of Mongolia?",
 ]
 JOB = {
     "hyperparameters": {"max_steps": 40, "batch_size": 4, "learning_rate": 1e-3, "lr_scheduler": "constant",
