@@ -94,7 +94,7 @@ async def _chat_chunks(
                                 "choices": choices}  # fmt: skip
         if usage is not None:
             data["usage"] = usage
-        return f"data: {json.dumps(data)}\n\n".encode()
+        return _event(data)
 
     for index in range(body.n):
         yield chunk([{"index": index, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
@@ -126,7 +126,7 @@ async def _completion_chunks(
             if body.stream_options and body.stream_options.include_usage and line.usage is not None:
                 data = {"id": cid, "object": "text_completion", "created": created, "model": body.model,
                         "choices": [], "usage": line.usage.model_dump()}  # fmt: skip
-                yield f"data: {json.dumps(data)}\n\n".encode()
+                yield _event(data)
             continue
         choice = {
             "index": line.index,
@@ -141,7 +141,7 @@ async def _completion_chunks(
             "model": body.model,
             "choices": [choice],
         }
-        yield f"data: {json.dumps(data)}\n\n".encode()
+        yield _event(data)
     yield b"data: [DONE]\n\n"
 
 
@@ -165,4 +165,9 @@ def _error_event(line: DeltaLine) -> bytes:
         "type": "inference_error",
         "code": "inference_error",
     }
-    return f"data: {json.dumps({'error': error})}\n\n".encode()
+    return _event({"error": error})
+
+
+def _event(data: dict[str, Any]) -> bytes:
+    """One server-sent event carrying a JSON object."""
+    return f"data: {json.dumps(data)}\n\n".encode()
