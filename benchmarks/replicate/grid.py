@@ -46,8 +46,22 @@ def variant_name(group: dict[str, Any], recipe: str) -> str:
     return f"{group['optimizer']}-{recipe}"
 
 
-def compare_document(profile: dict[str, Any], group: dict[str, Any], seeds: list[int]) -> dict[str, Any]:
-    """The comparison document of one group, validated (raises `CompareConfigError` on a bad profile)."""
+def group_runs_task(group: dict[str, Any], task: str) -> bool:
+    """A group runs on every task of its profile unless it names a subset under `tasks`."""
+    return task in group.get("tasks", [task])
+
+
+def compare_document(
+    profile: dict[str, Any], group: dict[str, Any], seeds: list[int], task: str | None = None
+) -> dict[str, Any]:
+    """The comparison document of one group, validated (raises `CompareConfigError` on a bad profile).
+
+    With `task`, that task's `job` entry in the profile (if any) overrides the profile's job,
+    e.g. fewer steps or longer sequences for a multiple-choice task.
+    """
+    job = profile["job"]
+    if task is not None:
+        job = deep_merge(job, profile["tasks"][task].get("job", {}))
     optimizer = profile["optimizers"][group["optimizer"]]
     regime = profile["routers"][group["router"]]
     lr = float(optimizer["learning_rate"])
@@ -57,7 +71,7 @@ def compare_document(profile: dict[str, Any], group: dict[str, Any], seeds: list
         else lr * regime["router_learning_rate_factor"]
     )
     base = deep_merge(
-        profile["job"],
+        job,
         {
             "hyperparameters": {"learning_rate": lr},
             "optimizer": {**optimizer.get("optimizer", {}), "router_learning_rate": router_lr},

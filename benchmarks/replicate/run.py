@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.replicate.grid import compare_document, group_name
+from benchmarks.replicate.grid import compare_document, group_name, group_runs_task
 from benchmarks.replicate.summary import write_summary
 from benchmarks.replicate.tasks import TASKS
 
@@ -42,7 +42,7 @@ def load_profile(name: str) -> dict[str, Any]:
 def smoke(profile: dict[str, Any]) -> dict[str, Any]:
     """The profile cut down to a minutes-long end-to-end check."""
     first_task = next(iter(profile["tasks"]))
-    group = dict(profile["groups"][0])
+    group = {k: v for k, v in profile["groups"][0].items() if k != "tasks"}
     group["variants"] = [v for v in group["variants"] if v in ("classic", "gate_rescaled")] or group[
         "variants"
     ][:2]
@@ -57,7 +57,10 @@ def smoke(profile: dict[str, Any]) -> dict[str, Any]:
 
 def plan(profile: dict[str, Any], tasks: list[str], groups: list[str]) -> list[tuple[str, dict[str, Any]]]:
     selected = [
-        (t, g) for t in profile["tasks"] for g in profile["groups"] if t in tasks and group_name(g) in groups
+        (t, g)
+        for t in profile["tasks"]
+        for g in profile["groups"]
+        if t in tasks and group_name(g) in groups and group_runs_task(g, t)
     ]
     if not selected:
         raise SystemExit("error: no (task, group) left after --tasks/--groups")
@@ -118,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     documents: dict[tuple[str, str], dict[str, Any]] = {}
     for task, spec in work:
-        document = compare_document(profile, spec, list(profile["seeds"]))
+        document = compare_document(profile, spec, list(profile["seeds"]), task)
         target = out / task / group_name(spec)
         target.mkdir(parents=True, exist_ok=True)
         (target / "compare.json").write_text(json.dumps(document, indent=2))

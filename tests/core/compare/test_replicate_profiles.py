@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.replicate.grid import compare_document, group_name
+from benchmarks.replicate.grid import compare_document, group_name, group_runs_task
 from benchmarks.replicate.run import DEFAULT_DATA, load_profile, smoke
 from benchmarks.replicate.tasks import TASKS
 from core.compare import CompareConfig
@@ -18,8 +18,10 @@ from core.datasets import read_jsonl
 def test_every_group_of_a_profile_is_a_valid_comparison_with_the_papers_moe_settings(name: str) -> None:
     profile = load_profile(name)
     assert set(profile["tasks"]) <= set(TASKS) and profile["seeds"] == [1, 2, 3]
-    for group in profile["groups"]:
-        doc = compare_document(profile, group, profile["seeds"])
+    pairs = [(t, g) for t in profile["tasks"] for g in profile["groups"] if group_runs_task(g, t)]
+    assert {t for t, _ in pairs} == set(profile["tasks"])
+    for task, group in pairs:
+        doc = compare_document(profile, group, profile["seeds"], task)
         config = CompareConfig.from_dict(doc)
         lr = profile["optimizers"][group["optimizer"]]["learning_rate"]
         for variant in config.variants:
@@ -37,8 +39,8 @@ def test_every_group_of_a_profile_is_a_valid_comparison_with_the_papers_moe_sett
             assert spec.optimizer.router_learning_rate == pytest.approx(router_lr)
             if group["optimizer"] == "adamw":
                 assert (spec.optimizer.bias_correction, spec.optimizer.eps) == (False, 1e-6)
-        names = {group_name(g) for g in profile["groups"]}
-        assert len(names) == len(profile["groups"])
+    names = {(t, group_name(g)) for t, g in pairs}
+    assert len(names) == len(pairs)
 
 
 def test_the_gpu_profile_runs_every_recipe_under_both_optimizers_and_router_regimes() -> None:
@@ -50,6 +52,18 @@ def test_the_gpu_profile_runs_every_recipe_under_both_optimizers_and_router_regi
     assert set(profile["tasks"]) == {"sst2", "commonsense_qa", "arc_easy"}
     hp = profile["job"]["hyperparameters"]
     assert (hp["max_steps"], hp["batch_size"]) == (2000, 80)
+
+
+def test_the_cpu_profile_covers_sst2_and_two_multiple_choice_tasks_with_per_task_overrides() -> None:
+    profile = load_profile("cpu")
+    assert set(profile["tasks"]) == {"sst2", "commonsense_qa", "arc_easy"}
+    sgd_frozen = [g for g in profile["groups"] if group_name(g) == "sgd-router_frozen"]
+    arc = next(g for g in sgd_frozen if group_runs_task(g, "arc_easy"))
+    assert {"classic", "classic_sqrtk", "gate_rescaled"} <= set(arc["variants"])
+    hp = compare_document(profile, arc, [1], "arc_easy")["base"]["hyperparameters"]
+    assert (hp["max_steps"], hp["max_seq_length"]) == (20, 192)
+    hp = compare_document(profile, sgd_frozen[0], [1], "sst2")["base"]["hyperparameters"]
+    assert (hp["max_steps"], hp["max_seq_length"]) == (30, 128)
 
 
 def test_smoke_is_two_variants_one_seed_three_steps() -> None:
