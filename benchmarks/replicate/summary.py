@@ -69,28 +69,37 @@ def render_summary(
     lines = [f"# Reproduction summary: profile `{profile_name}`", ""]
     lines += [
         "Paired differences (first minus second variant) averaged over seeds, and the seeds where the",
-        "first variant was better. Higher EM and lower losses are better. The per-group reports hold",
-        "the full tables and figures.",
+        "first variant was better. Higher EM and lower losses are better. Gate entropy (nats, of the",
+        "renormalised top-k gates; ln k when they are uniform) and max load (the busiest expert's share of",
+        "routed slots; 1/E uniform, 1/k at most) are those of the last 10% of the steps, averaged over",
+        "layers. The per-group reports hold the full tables, per-run numbers and figures.",
         "",
     ]
     for task, by_group in groups.items():
         lines += [f"## {task}", ""]
         lines += [
-            "| group | variant | final EM | best EM | final valid loss | final train loss |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| group | variant | final EM | best EM | final valid loss | final train loss | gate entropy | max load |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for group, results in by_group.items():
             for name, variant in results["variants"].items():
                 agg = variant["aggregates"]
                 cells = [group, f"`{name}`"] + [
                     fmt_aggregate(agg[k])
-                    for k in ("final_exact_match", "best_exact_match", "final_valid_loss", "final_train_loss")
+                    for k in (
+                        "final_exact_match",
+                        "best_exact_match",
+                        "final_valid_loss",
+                        "final_train_loss",
+                        "gate_entropy",
+                        "max_load",
+                    )
                 ]
                 lines.append("| " + " | ".join(cells) + " |")
             base = results["baselines"]
             lines.append(
                 f"| {group} | untrained / majority | {base['untrained'].get('valid_exact_match', 0):.4f} / "
-                f"{base['majority_class']['accuracy']:.4f} | | {base['untrained'].get('valid_loss', float('nan')):.4f} | |"
+                f"{base['majority_class']['accuracy']:.4f} | | {base['untrained'].get('valid_loss', float('nan')):.4f} | | | |"
             )
         lines += [
             "",
