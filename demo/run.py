@@ -5,12 +5,17 @@
 3. creates a MoE-LoRA job on smollm2-135m-instruct with the paper's gate-rescaled strategy
    (per-expert Riemannian preconditioning) and shows its progress while polling;
 4. asks the fine-tuned model and the base model the same held-out questions through the
-   OpenAI-compatible chat endpoint, and prints both answers and the job's metrics.
+   OpenAI-compatible chat endpoint, streams one answer (`stream=True`) as it is generated,
+   and prints the job's metrics.
+
+`--keep-running` leaves the service up afterwards (Ctrl-C stops it), with the API key printed,
+to try the endpoints by hand, e.g. `curl -N` a streamed completion.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -60,6 +65,7 @@ def main() -> int:
     )
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--workdir", type=Path, default=None, help="default: a fresh temporary directory")
+    parser.add_argument("--keep-running", action="store_true", help="leave the service up at the end")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="moetune-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +79,14 @@ def main() -> int:
     service = subprocess.Popen([*moetune, "up", "--port", str(args.port)], env=env, cwd=ROOT, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
     try:
-        return run_demo(f"http://127.0.0.1:{args.port}", moetune, env, workdir)
+        code = run_demo(f"http://127.0.0.1:{args.port}", moetune, env, workdir)
+        if args.keep_running and code == 0:
+            print(
+                f"== the service keeps running at http://127.0.0.1:{args.port}; Ctrl-C stops it", flush=True
+            )
+            with contextlib.suppress(KeyboardInterrupt):
+                service.wait()
+        return code
     finally:
         os.killpg(service.pid, signal.SIGTERM)
         service.wait(timeout=60)
@@ -116,6 +129,7 @@ def run_demo(url: str, moetune: list[str], env: dict[str, str], workdir: Path) -
             label = "fine-tuned" if model != BASE else "base      "
             print(f"{label} | {question} -> {answer.choices[0].message.content!r}")
         print()
+    stream_answer(client, job.fine_tuned_model, QUESTIONS[-1])
     metrics = client.get(f"/fine_tuning/jobs/{job.id}/metrics", cast_to=object)
     series = metrics["series"]  # type: ignore[index]
     losses = [v for v in series["train_loss"] if v is not None]
@@ -133,8 +147,28 @@ def run_demo(url: str, moetune: list[str], env: dict[str, str], workdir: Path) -
         print(
             f"   router entropy {layer['router_entropy'][-1]:.3f} nats, dead experts {layer['dead_experts'][-1]}"
         )
-    print(json.dumps({"job": job.id, "model": job.fine_tuned_model, "workdir": str(workdir)}, indent=2))
+    print(json.dumps({"job": job.id, "model": job.fine_tuned_model, "workdir": str(workdir), "api_key": key},
+                     indent=2))  # fmt: skip
     return 0
+
+
+def stream_answer(client: OpenAI, model: str, question: str) -> None:
+    """Print the fine-tuned model's answer chunk by chunk, as the server-sent events arrive."""
+    print(f"== streamed (stream=True) | {question}")
+    start, first, chunks = time.monotonic(), None, 0
+    print("   ", end="")
+    stream = client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}],
+                                            max_tokens=24, temperature=0, stream=True)  # fmt: skip
+    for chunk in stream:
+        delta = chunk.choices[0].delta.content if chunk.choices else None
+        if delta:
+            first = first if first is not None else time.monotonic() - start
+            chunks += 1
+            print(f"[{delta}]", end="", flush=True)
+    total = time.monotonic() - start
+    print(
+        f"\n   {chunks} content chunks; first after {1e3 * (first or total):.0f} ms, last after {1e3 * total:.0f} ms\n"
+    )
 
 
 if __name__ == "__main__":
