@@ -61,7 +61,7 @@ def test_the_cpu_profile_covers_sst2_and_two_multiple_choice_tasks_with_per_task
     arc = next(g for g in sgd_frozen if group_runs_task(g, "arc_easy"))
     assert {"classic", "classic_sqrtk", "gate_rescaled"} <= set(arc["variants"])
     hp = compare_document(profile, arc, [1], "arc_easy")["base"]["hyperparameters"]
-    assert (hp["max_steps"], hp["max_seq_length"]) == (20, 192)
+    assert (hp["max_steps"], hp["max_seq_length"]) == (10, 192)
     hp = compare_document(profile, sgd_frozen[0], [1], "sst2")["base"]["hyperparameters"]
     assert (hp["max_steps"], hp["max_seq_length"]) == (30, 128)
 
