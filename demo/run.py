@@ -67,6 +67,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="default: a fresh temporary directory")
     parser.add_argument("--keep-running", action="store_true", help="leave the service up at the end")
     args = parser.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so that the `finally` below always stops the service.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="moetune-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, MOETUNE_DATABASE_URL=f"sqlite:///{workdir}/moetune.db",
