@@ -115,10 +115,26 @@ def render_summary(
                         mean, better, n = found
                         lines.append(f"| {group} | {label} | {measure} | {mean:+.4f} | {better}/{n} seeds |")
         lines.append("")
-    total = sum(seconds.values())
     lines += ["## Wall time", ""]
-    lines += [f"- {name}: {s / 60:.1f} min" for name, s in seconds.items()]
-    lines += [f"- total: {total / 60:.1f} min", ""]
+    lines += [
+        "Per comparison: the sum of its runs' own wall times (training and evaluations, whichever",
+        "invocation ran them: a resumed sweep reuses finished runs), and the time this invocation spent.",
+        "",
+    ]
+    run_total = 0.0
+    for task, by_group in groups.items():
+        for group, results in by_group.items():
+            runs = [r for v in results["variants"].values() for r in v["runs"].values()]
+            spent = sum(float(r["outcome"].get("wall_seconds") or 0.0) for r in runs)
+            run_total += spent
+            here = seconds.get(f"{task}/{group}", 0.0)
+            lines.append(
+                f"- {task}/{group}: {len(runs)} runs, {spent / 60:.1f} min of runs; this invocation {here / 60:.1f} min"
+            )
+    lines += [
+        f"- total: {run_total / 60:.1f} min of runs; this invocation {sum(seconds.values()) / 60:.1f} min",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ from benchmarks.replicate.summary import paired, render_summary
 
 def _run(em: float, valid: float, train: list[float], status: str = "succeeded") -> dict[str, Any]:
     return {
-        "outcome": {"status": status},
+        "outcome": {"status": status, "wall_seconds": 60.0},
         "summary": {"final_exact_match": em, "final_valid_loss": valid},
         "train": {"train_loss": train},
     }
@@ -74,4 +74,5 @@ def test_summary_lists_scores_routing_and_baselines_per_task_and_group() -> None
     assert row.endswith("| 2.3026 | 0.0961 |")
     assert "| sgd-router_frozen | untrained / majority | 0.2500 / 0.3000 | | 1.5000 | | | |" in text
     assert "| sgd-router_frozen | gate_rescaled vs classic | final EM | +0.0750 | 1/2 seeds |" in text
-    assert "- sst2/sgd-router_frozen: 1.5 min" in text
+    assert "- sst2/sgd-router_frozen: 6 runs, 6.0 min of runs; this invocation 1.5 min" in text
+    assert "- total: 6.0 min of runs; this invocation 1.5 min" in text
