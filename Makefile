@@ -35,7 +35,7 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
 
-# The strategy comparison of issue 6 on this CPU (~70 min on an idle 2-core machine).
+# The strategy comparison of issue 6 on this CPU (about 2 hours on an idle 2-core machine; resumable).
 replicate: $(STAMP)
 	$(BIN)/python -m benchmarks.replicate.run --profile cpu --output-dir runs/replicate-cpu --publish
 
